@@ -1,0 +1,1 @@
+"""Evaluation: re-ID ranking metrics, re-ranking, and pictures."""
