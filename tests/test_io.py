@@ -58,3 +58,17 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     (tmp_path / "ck" / "model.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="model.pt: cannot be read"):
         load_checkpoint(tmp_path / "ck")
+
+
+def test_artifacts_get_umask_permissions_not_private_ones(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
