@@ -1,0 +1,260 @@
+"""``evaluate@voxelpose``: score VoxelPose on the test frames, score a triangulation baseline, draw pictures.
+
+The test path is the original's (spec §3.3, §5.1): each frame's 2D detections are drawn as input heatmaps,
+VoxelPose predicts COCO-17 people in mm, the predictions above the CPN threshold are converted to the
+14-joint skeleton and scored with PCP, MPJPE, AP@25..150 and recall@500 (:mod:`personlab.pose.metrics`).
+
+The baseline uses the same detections without any learning: people are matched across views by their
+reprojection consistency and every joint is triangulated naively (linear DLT on undistorted points, detector
+scores ignored). It shows what the detector's raw 2D output gives when lifted to 3D by geometry alone;
+VoxelPose should beat it.
+Its numbers are stored under ``baseline.*`` beside VoxelPose's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from personlab.io import atomic_path, write_json
+from personlab.models import load_model
+from personlab.params import VoxelPoseParams
+from personlab.pose.cameras import Camera
+from personlab.pose.datasets import PoseSplit, load_pose_split
+from personlab.pose.heatmaps import detection_heatmaps, heatmap_affine, transform_points
+from personlab.pose.metrics import evaluate_campus
+from personlab.pose.skeleton import CAMPUS_HIPS, CAMPUS_PARTS, coco_to_campus
+from personlab.pose.volume import rig_for_split
+from personlab.pose.voxelpose import VoxelPose
+from personlab.runtime import select_device
+
+__all__ = ["evaluate_voxelpose", "predict_test_set", "triangulate_frame", "undistort"]
+
+
+# ------------------------------------------------------------------------------------------ prediction
+
+
+def _frame_heatmaps(split: PoseSplit, i: int, meta: dict) -> np.ndarray:
+    return detection_heatmaps(split.test.detections[i], split.image_size, meta["input_size"], meta["heatmap_size"],
+                              meta["sigma"], amplitude=split.amplitude)
+
+
+@torch.no_grad()
+def predict_test_set(model: VoxelPose, split: PoseSplit, meta: dict, batch_size: int,
+                     device: torch.device) -> tuple[np.ndarray, list[np.ndarray]]:
+    """VoxelPose on every test frame: ``pred`` (F, K, J, 5) and the input heatmaps of each frame (V, J, H, W)."""
+    model.eval().to(device)
+    rig = rig_for_split(split, meta["input_size"], meta["heatmap_size"], device)
+    maps = [_frame_heatmaps(split, i, meta) for i in range(len(split.test))]
+    preds = []
+    for start in range(0, len(maps), batch_size):
+        batch = torch.from_numpy(np.stack(maps[start:start + batch_size])).to(device)
+        preds.append(model(batch, rig).cpu().numpy())
+    return np.concatenate(preds), maps
+
+
+# ------------------------------------------------------------------------------------------ baseline
+
+
+def undistort(camera: Camera, pixels: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """(..., 2) distorted pixels → (..., 2) ideal normalised coordinates (fixed-point inverse of §1.3)."""
+    ud = (pixels[..., 0] - camera.cx) / camera.fx
+    vd = (pixels[..., 1] - camera.cy) / camera.fy
+    u, v = ud.copy(), vd.copy()
+    k1, k2, k3 = camera.k
+    p1, p2 = camera.p
+    for _ in range(iterations):
+        r2 = u * u + v * v
+        scale = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3 + 2 * (p1 * v + p2 * u)
+        u = (ud - p2 * r2) / scale
+        v = (vd - p1 * r2) / scale
+    return np.stack([u, v], axis=-1)
+
+
+def _triangulate(cameras: Sequence[Camera], normalised: Sequence[np.ndarray]) -> np.ndarray:
+    """Linear DLT per joint from every view's (J, 2) ideal coordinates → (J, 3) world mm."""
+    rows = []
+    for cam, uv in zip(cameras, normalised):
+        proj = np.concatenate([cam.R, -(cam.R @ cam.T)[:, None]], axis=1)  # x_cam = R X - R T
+        rows.append(uv[:, 0:1] * proj[2] - proj[0])
+        rows.append(uv[:, 1:2] * proj[2] - proj[1])
+    a = np.stack(rows, axis=1)  # (J, 2V, 4)
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    x = np.linalg.svd(a)[2][:, -1]
+    return x[:, :3] / np.where(np.abs(x[:, 3:]) < 1e-12, 1e-12, x[:, 3:])
+
+
+def _reprojection_error(cam: Camera, points: np.ndarray, detection: np.ndarray) -> float:
+    """Mean pixel error of a 3D pose in one view, relative to the detection's height."""
+    err = np.linalg.norm(cam.project(points) - detection[:, :2], axis=-1)
+    return float(err.mean() / max(np.ptp(detection[:, 1]), 1.0))
+
+
+def triangulate_frame(cameras: Sequence[Camera], detections: Sequence[np.ndarray], max_error: float) -> np.ndarray:
+    """People (N, 17, 3) mm naively triangulated from one frame's per-view (P, 17, 3) detections.
+
+    Naive on purpose (the raw 2D output lifted by geometry alone): detector scores are ignored, every
+    joint of every matched detection counts, and nothing is learnt about bodies. Greedy: the two-view pairing with the lowest reprojection error is accepted first, detections of the
+    remaining views that fit it within ``max_error`` (fraction of the person's 2D height) join it, the joints
+    are re-triangulated from all of them, and those detections are used up; repeat until no pair fits.
+    """
+    ideal = [[undistort(cam, det[:, :2]) for det in view] for cam, view in zip(cameras, detections)]
+    candidates = []
+    for v1, v2 in itertools.combinations(range(len(cameras)), 2):
+        for a, b in itertools.product(range(len(detections[v1])), range(len(detections[v2]))):
+            da, db = detections[v1][a], detections[v2][b]
+            pts = _triangulate([cameras[v1], cameras[v2]], [ideal[v1][a], ideal[v2][b]])
+            err = max(_reprojection_error(cameras[v1], pts, da), _reprojection_error(cameras[v2], pts, db))
+            if err <= max_error:
+                candidates.append((err, v1, a, v2, b))
+    used: set[tuple[int, int]] = set()
+    people = []
+    for _, v1, a, v2, b in sorted(candidates):
+        if (v1, a) in used or (v2, b) in used:
+            continue
+        members = [(v1, a), (v2, b)]
+        pts = _triangulate([cameras[v1], cameras[v2]], [ideal[v1][a], ideal[v2][b]])
+        for v in range(len(cameras)):
+            if v in (v1, v2):
+                continue
+            fits = [(_reprojection_error(cameras[v], pts, det), d) for d, det in enumerate(detections[v])
+                    if (v, d) not in used]
+            fits = [f for f in fits if f[0] <= max_error]
+            if fits:
+                members.append((v, min(fits)[1]))
+        pts = _triangulate([cameras[v] for v, _ in members], [ideal[v][d] for v, d in members])
+        used.update(members)
+        people.append(pts)
+    return np.asarray(people, dtype=np.float64).reshape(-1, 17, 3)
+
+
+# ------------------------------------------------------------------------------------------ pictures
+
+
+def _limbs(pose14: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    mid_hip = pose14[list(CAMPUS_HIPS)].mean(axis=0)
+    return [(pose14[a], pose14[b]) for a, b in CAMPUS_PARTS] + [(mid_hip, pose14[12])]
+
+
+def _picture_frames(split: PoseSplit, count: int) -> list[int]:
+    """``count`` test frames spread over the sequence, preferring frames with the most annotated actors."""
+    annotated = split.test.gt_valid.sum(axis=1)
+    best = np.flatnonzero(annotated == annotated.max())
+    picks = np.linspace(0, len(best) - 1, min(count, len(best))).round().astype(int)
+    return [int(best[p]) for p in picks]
+
+
+def _draw_3d(path: Path, split: PoseSplit, frames: list[int], pred14: list[np.ndarray]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(4.5 * len(frames), 4.5))
+    for col, i in enumerate(frames):
+        ax = fig.add_subplot(1, len(frames), col + 1, projection="3d")
+        for pose in split.test.gt[i][split.test.gt_valid[i]]:
+            for s, e in _limbs(pose):
+                ax.plot(*zip(s, e), color="black", linewidth=2.5)
+        for pose in pred14[i]:
+            for s, e in _limbs(pose):
+                ax.plot(*zip(s, e), color="tab:red", linewidth=1.2)
+        shown = np.concatenate([split.test.gt[i][split.test.gt_valid[i]].reshape(-1, 3), pred14[i].reshape(-1, 3)])
+        if len(shown):  # true proportions: equal mm per unit on every axis
+            ax.set_box_aspect(np.maximum(np.ptp(shown, axis=0), 1.0))
+        ax.set_title(f"frame {int(split.test.frames[i])}: truth (black), VoxelPose (red)", fontsize=8)
+        ax.set_xlabel("x mm", fontsize=7)
+        ax.set_ylabel("y mm", fontsize=7)
+        ax.set_zlabel("z mm", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def _draw_views(path: Path, split: PoseSplit, frames: list[int], pred14: list[np.ndarray], maps: list[np.ndarray],
+                meta: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    affine = heatmap_affine(split.image_size, meta["input_size"], meta["heatmap_size"])
+    views = len(split.cameras)
+    fig, axes = plt.subplots(len(frames), views, figsize=(3.2 * views, 2.7 * len(frames)), squeeze=False)
+    for row, i in enumerate(frames):
+        for v, cam in enumerate(split.cameras):
+            ax = axes[row][v]
+            ax.imshow(maps[i][v].max(axis=0), cmap="gray", vmin=0, vmax=1)
+            for poses, colour, width in ((split.test.gt[i][split.test.gt_valid[i]], "yellow", 2.0),
+                                         (pred14[i], "red", 1.0)):
+                for pose in poses:
+                    for s, e in _limbs(pose):
+                        xy = transform_points(cam.project(np.stack([s, e])), affine)
+                        ax.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=width)
+            ax.set_xlim(0, meta["heatmap_size"][0] - 1)
+            ax.set_ylim(meta["heatmap_size"][1] - 1, 0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"frame {int(split.test.frames[i])}, view {v}", fontsize=8)
+    fig.suptitle("input heatmaps with truth (yellow) and VoxelPose (red) projected", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ the driver
+
+
+def evaluate_voxelpose(model_dir: Path, splits_dir: Path, raw_dir: Path, out_json: Path, pictures_dir: Path,
+                       cfg: VoxelPoseParams) -> dict[str, Any]:
+    """Score ``model_dir`` on the test frames of ``splits_dir``; write ``out_json`` and two pictures.
+
+    ``raw_dir`` is accepted for the uniform evaluate interface; the pose split already holds the calibration,
+    the detections and the ground truth. ``cfg`` supplies the evaluation options (``cfg.eval``); the network
+    and its heatmap geometry come from ``model_dir/model.json``. Writes ``pictures_dir/voxelpose_3d.png``
+    and ``pictures_dir/voxelpose_views.png`` and returns the metrics written.
+    """
+    split = load_pose_split(splits_dir)
+    model, meta = load_model(model_dir)
+    if meta.get("arch") != "voxelpose":
+        raise ValueError(f"{model_dir}: holds a {meta.get('arch')!r} model, not VoxelPose; point evaluate@voxelpose "
+                         "at models/voxelpose")
+    if len(split.cameras) != len(split.test.detections[0]):
+        raise ValueError(f"{splits_dir}: the test detections have {len(split.test.detections[0])} views but the "
+                         f"calibration {len(split.cameras)}; re-run `dvc repro splits`")
+    device = select_device("auto")
+    pred, maps = predict_test_set(model, split, meta, cfg.eval.batch_size, device)
+    valid = pred[..., 0, 3] >= 0
+    pred_coco = [p[v, :, :3] for p, v in zip(pred, valid)]
+    scores = [p[v, 0, 4] for p, v in zip(pred, valid)]
+    protocol = dict(actors=split.eval_actors, head=split.head, empty_frame=split.empty_frame)
+    metrics: dict[str, Any] = dict(evaluate_campus(pred_coco, scores, split.test.gt, split.test.gt_valid, **protocol))
+
+    tri = [triangulate_frame(split.cameras, dets, cfg.eval.baseline_max_error) for dets in split.test.detections]
+    tri_scores = [np.ones(len(t)) for t in tri]
+    baseline = evaluate_campus(tri, tri_scores, split.test.gt, split.test.gt_valid, **protocol)
+    metrics.update({f"baseline.{k}": v for k, v in baseline.items()})
+    metrics.update({
+        "baseline": "naive triangulation of the 2D detections (greedy reprojection matching, unweighted DLT)",
+        "empty_frame": split.empty_frame,
+        "head": split.head,
+        "dataset": split.dataset,
+        "frames": int(len(split.test)),
+        "threshold": float(model.threshold),
+        "pcp_gain_over_baseline": metrics["pcp_avg"] - baseline["pcp_avg"],
+    })
+    write_json(out_json, metrics)
+
+    frames = _picture_frames(split, cfg.eval.picture_frames)
+    pred14 = [coco_to_campus(p, split.head) for p in pred_coco]
+    pictures_dir = Path(pictures_dir)
+    _draw_3d(pictures_dir / "voxelpose_3d.png", split, frames, pred14)
+    _draw_views(pictures_dir / "voxelpose_views.png", split, frames, pred14, maps, meta)
+    return metrics
