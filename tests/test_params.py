@@ -73,3 +73,14 @@ def test_unknown_section_and_nested_typo_in_file(tmp_path):
 def test_digest_changes_with_any_value():
     assert section_digest(Outer()) == section_digest(parse(Outer, {}, "s"))
     assert section_digest(Outer()) != section_digest(Outer(epochs=3))
+
+
+@dataclass(frozen=True)
+class WithNestedDefault:
+    inner: Inner = field(default_factory=lambda: Inner(lr=0.5, milestones=(1,)))
+
+
+def test_partial_sub_mapping_keeps_the_parents_defaults():
+    out = parse(WithNestedDefault, {"inner": {"lr": 0.7}}, "s")
+    assert out.inner == Inner(lr=0.7, milestones=(1,))  # not Inner's own (40, 70)
+    assert parse(WithNestedDefault, {}, "s").inner == Inner(lr=0.5, milestones=(1,))

@@ -18,7 +18,13 @@ from personlab.io import load_checkpoint
 __all__ = ["REGISTRY", "build", "load_model"]
 
 # arch name -> "module:Class"; imported lazily so one model's module never has to import the others.
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+    "bot": "personlab.models.bot:Baseline",
+    "ft_net": "personlab.models.ide:FtNet",
+    "relation": "personlab.models.relation:RelationNet",
+    "dgnet": "personlab.models.dgnet:AppearanceEncoder",
+    "voxelpose": "personlab.pose.voxelpose:VoxelPose",
+}
 
 
 def build(arch: str, arch_kwargs: dict) -> nn.Module:
