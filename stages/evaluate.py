@@ -6,11 +6,13 @@ baseline architecture with random weights under ``common.seed``). For a re-ID mo
 * ``eval/<model>/features.h5`` — query and gallery test features with pids, cameras and image paths;
 * ``metrics/eval/<model>.json`` — ``rank1 rank5 rank10 mAP mINP`` in percent (and the same under ``rerank``),
   with the protocol recorded as strings;
-* ``metrics/eval/cmc/<model>.json`` — the CMC curve (DVC plot data);
-* ``metrics/pictures/ranked_<model>.png`` — queries and their nearest gallery images.
+* ``metrics/eval/curves/<model>.json`` — the CMC curve (DVC plot data);
+* ``metrics/pictures/eval/<model>/ranked.png`` — queries and their nearest gallery images.
 
-``voxelpose`` is handed to :func:`personlab.pose.evaluate.evaluate_voxelpose` (stage ``evaluate_pose``), which
-writes ``metrics/eval/voxelpose.json`` and ``metrics/pictures/voxelpose_{3d,views}.png``.
+``voxelpose`` is handed to :func:`personlab.pose.evaluate.evaluate_voxelpose`, which writes the same four
+outputs for pose: ``eval/voxelpose/predictions.npz``, ``metrics/eval/voxelpose.json`` (PCP, MPJPE, AP@K,
+recall), ``metrics/eval/curves/voxelpose.json`` (AP against the MPJPE threshold) and
+``metrics/pictures/eval/voxelpose/`` (predicted and true poses in 3D and on the views).
 
 Usage: ``python stages/evaluate.py <model>`` from the project root, ``<model>`` a folder under ``models/``,
 ``untrained`` or ``voxelpose``.
@@ -126,7 +128,7 @@ def evaluate(name: str, cfg: EvaluateParams, device: torch.device, split: ReidSp
                               "on squared Euclidean distances of the same features")
         rerank_cmc = reranked["cmc"]
     write_json(Path("metrics/eval") / f"{name}.json", result)
-    write_cmc(Path("metrics/eval/cmc") / f"{name}.json", plain["cmc"], rerank_cmc)
+    write_cmc(Path("metrics/eval/curves") / f"{name}.json", plain["cmc"], rerank_cmc)
 
     chosen = evenly_spaced(len(split.query), cfg.ranked_queries)
     top = ranked_gallery(feats["query"][chosen], feats["gallery"], min(cfg.ranked_top, len(split.gallery)),
@@ -139,7 +141,7 @@ def evaluate(name: str, cfg: EvaluateParams, device: torch.device, split: ReidSp
                      match_kinds(q.pid, q.camid, [g.pid for g in items], [g.camid for g in items])))
     title = (f"{name}: rank-1 {result['rank1']:.1f}%  mAP {result['mAP']:.1f}%   "
              "frames: blue query, green match, red wrong, grey junk")
-    ranked_list_picture(Path("metrics/pictures") / f"ranked_{name}.png", split.root, rows, title)
+    ranked_list_picture(Path("metrics/pictures/eval") / name / "ranked.png", split.root, rows, title)
 
 
 def main(argv: list[str]) -> int:
@@ -154,8 +156,9 @@ def main(argv: list[str]) -> int:
         if name == VOXELPOSE:
             from personlab.pose.evaluate import evaluate_voxelpose  # only here: re-ID runs never import pose code
 
-            evaluate_voxelpose(Path("models/voxelpose"), Path("data/splits/pose"), Path("data/raw/pose"),
-                               Path("metrics/eval/voxelpose.json"), Path("metrics/pictures"), load_section("voxelpose"))
+            evaluate_voxelpose(Path("models/voxelpose"), Path("data/splits/pose"), Path("eval/voxelpose"),
+                               Path("metrics/eval/voxelpose.json"), Path("metrics/eval/curves/voxelpose.json"),
+                               Path("metrics/pictures/eval/voxelpose"), load_section("voxelpose"))
             return 0
         split = load_reid_split()
         if name == UNTRAINED:

@@ -119,10 +119,10 @@ def test_trained_model_outputs(project: Path) -> None:
     assert metrics["rank1"] == 100.0  # colour-coded identities: the stand-in net ranks its own kind first
     assert metrics["num_valid_queries"] == 12 and set(metrics["rerank"]) == {"rank1", "rank5", "rank10", "mAP", "mINP"}
     assert metrics["protocol"]["ap"].startswith("stepwise") and "mirrored" in metrics["protocol"]["flip"]
-    cmc = json.loads((project / "metrics/eval/cmc/tiny.json").read_text())
+    cmc = json.loads((project / "metrics/eval/curves/tiny.json").read_text())
     assert [row["rank"] for row in cmc] == list(range(1, 51)) and cmc[0]["cmc"] == metrics["rank1"]
     assert cmc[4]["cmc_rerank"] == metrics["rerank"]["rank5"]
-    with Image.open(project / "metrics/pictures/ranked_tiny.png") as img:
+    with Image.open(project / "metrics/pictures/eval/tiny/ranked.png") as img:
         assert img.size[1] > 3 * 32 and img.size[0] > 6 * 16  # three query rows of 1 + 5 tiles
 
 
@@ -138,7 +138,7 @@ def test_untrained_floor(project: Path) -> None:
 
 def test_same_params_same_bytes(project: Path) -> None:
     stage = _stage()
-    outputs = ["metrics/eval/tiny.json", "metrics/eval/cmc/tiny.json", "metrics/pictures/ranked_tiny.png",
+    outputs = ["metrics/eval/tiny.json", "metrics/eval/curves/tiny.json", "metrics/pictures/eval/tiny/ranked.png",
                "eval/tiny/features.h5"]
     assert stage.main(["tiny"]) == 0
     first = [(project / p).read_bytes() for p in outputs]
@@ -158,7 +158,9 @@ def test_voxelpose_is_handed_to_the_pose_evaluator(project: Path, monkeypatch: p
     calls = []
     monkeypatch.setattr(pose_evaluate, "evaluate_voxelpose", lambda *args: calls.append(args) or {})
     assert _stage().main(["voxelpose"]) == 0
-    model_dir, splits_dir, _, out_json, pictures, cfg = calls[0]
-    assert (model_dir, splits_dir, out_json, pictures) == (Path("models/voxelpose"), Path("data/splits/pose"),
-                                                           Path("metrics/eval/voxelpose.json"), Path("metrics/pictures"))
+    model_dir, splits_dir, out_dir, out_json, curve, pictures, cfg = calls[0]
+    assert (model_dir, splits_dir, out_dir, out_json, curve, pictures) == (
+        Path("models/voxelpose"), Path("data/splits/pose"), Path("eval/voxelpose"),
+        Path("metrics/eval/voxelpose.json"), Path("metrics/eval/curves/voxelpose.json"),
+        Path("metrics/pictures/eval/voxelpose"))
     assert type(cfg).__name__ == "VoxelPoseParams"

@@ -295,13 +295,19 @@ def test_train_then_evaluate_writes_metrics_and_pictures(tmp_path: Path) -> None
     model, meta = load_model(tmp_path / "models" / "voxelpose")
     assert meta["arch"] == "voxelpose" and meta["heatmap_size"] == [100, 80]
     out = tmp_path / "metrics" / "eval" / "voxelpose.json"
-    metrics = evaluate_voxelpose(tmp_path / "models" / "voxelpose", tmp_path / "splits", tmp_path / "raw", out,
-                                 tmp_path / "pictures", cfg)
+    curve = tmp_path / "metrics" / "eval" / "curves" / "voxelpose.json"
+    metrics = evaluate_voxelpose(tmp_path / "models" / "voxelpose", tmp_path / "splits", tmp_path / "eval", out,
+                                 curve, tmp_path / "pictures", cfg)
     written = read_json(out)
     for key in ("pcp_avg", "pcp_actor1", "pcp_head", "mpjpe_mm", "ap25", "ap150", "recall500", "baseline.pcp_avg"):
         assert key in written, key
     assert written["empty_frame"] == "miss" and written["frames"] == 12
     assert 0 <= metrics["pcp_avg"] <= 100 and 0 <= metrics["recall500"] <= 1
     assert metrics["baseline.pcp_avg"] > 50  # clean synthetic detections triangulate well
+    rows = read_json(curve)
+    assert [r["threshold_mm"] for r in rows] == [25, 50, 75, 100, 125, 150]
+    assert [r["ap"] for r in rows] == [written[f"ap{t}"] for t in (25, 50, 75, 100, 125, 150)]
+    saved = np.load(tmp_path / "eval" / "predictions.npz")
+    assert saved["pred"].shape[0] == len(saved["frames"]) == 12
     for name in ("voxelpose_3d.png", "voxelpose_views.png"):
         assert (tmp_path / "pictures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

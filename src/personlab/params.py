@@ -395,7 +395,7 @@ class DetectorNoise:
     """The 2D detector emulator behind the synthetic predictions file (spec §9.3)."""
 
     perfect: bool = False  # true: exact projections with score 1 (an upper-bound set)
-    sigma_px: Annotated[float, NonNegative] = 2.0  # localisation std per 100 px of person height
+    sigma_px: Annotated[float, NonNegative] = 5.0  # localisation std per 100 px of person height
     extremity_df: Annotated[float, NonNegative] = 3.0  # Student-t dof for wrists/ankles; 0 = Gaussian
     score_visible: tuple[Annotated[float, Positive], Annotated[float, Positive]] = (8.0, 2.0)  # Beta(a, b)
     score_occluded: tuple[Annotated[float, Positive], Annotated[float, Positive]] = (2.0, 5.0)

@@ -1,6 +1,6 @@
 """Pictures of an evaluation: the CMC curve as DVC plot data and a ranked-list picture per model.
 
-DVC draws the CMC curves itself (``dvc plots show``, one line per model from ``metrics/eval/cmc/*.json``), so
+DVC draws the CMC curves itself (``dvc plots show``, one line per model from ``metrics/eval/curves/*.json``), so
 only the data is written here. The ranked-list picture is drawn with Pillow, pixel for pixel the same on every
 machine: each row is a query (blue frame) followed by its nearest gallery images in rank order, framed green
 for a true match (same identity, another camera), red for a wrong identity and grey for junk (same identity in

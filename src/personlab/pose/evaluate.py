@@ -26,7 +26,7 @@ from personlab.params import VoxelPoseParams
 from personlab.pose.cameras import Camera
 from personlab.pose.datasets import PoseSplit, load_pose_split
 from personlab.pose.heatmaps import detection_heatmaps, heatmap_affine, transform_points
-from personlab.pose.metrics import evaluate_campus
+from personlab.pose.metrics import THRESHOLDS, evaluate_campus
 from personlab.pose.skeleton import CAMPUS_HIPS, CAMPUS_PARTS, coco_to_campus
 from personlab.pose.volume import rig_for_split
 from personlab.pose.voxelpose import VoxelPose
@@ -212,14 +212,15 @@ def _draw_views(path: Path, split: PoseSplit, frames: list[int], pred14: list[np
 # ------------------------------------------------------------------------------------------ the driver
 
 
-def evaluate_voxelpose(model_dir: Path, splits_dir: Path, raw_dir: Path, out_json: Path, pictures_dir: Path,
-                       cfg: VoxelPoseParams) -> dict[str, Any]:
-    """Score ``model_dir`` on the test frames of ``splits_dir``; write ``out_json`` and two pictures.
+def evaluate_voxelpose(model_dir: Path, splits_dir: Path, out_dir: Path, out_json: Path, curve_json: Path,
+                       pictures_dir: Path, cfg: VoxelPoseParams) -> dict[str, Any]:
+    """Score ``model_dir`` on the test frames of ``splits_dir`` and write the evaluate stage's four outputs.
 
-    ``raw_dir`` is accepted for the uniform evaluate interface; the pose split already holds the calibration,
-    the detections and the ground truth. ``cfg`` supplies the evaluation options (``cfg.eval``); the network
-    and its heatmap geometry come from ``model_dir/model.json``. Writes ``pictures_dir/voxelpose_3d.png``
-    and ``pictures_dir/voxelpose_views.png`` and returns the metrics written.
+    ``out_dir/predictions.npz``: the test frame indices and every frame's predictions (F, K, J, 5: x, y, z in
+    mm, the validity flag, the proposal score); ``out_json``: the metrics; ``curve_json``: AP against the MPJPE
+    threshold, beside the triangulation baseline's (DVC plot data); ``pictures_dir/voxelpose_3d.png`` and
+    ``voxelpose_views.png``. ``cfg`` supplies the evaluation options (``cfg.eval``); the network and its
+    heatmap geometry come from ``model_dir/model.json``. Returns the metrics written.
     """
     split = load_pose_split(splits_dir)
     model, meta = load_model(model_dir)
@@ -251,6 +252,10 @@ def evaluate_voxelpose(model_dir: Path, splits_dir: Path, raw_dir: Path, out_jso
         "pcp_gain_over_baseline": metrics["pcp_avg"] - baseline["pcp_avg"],
     })
     write_json(out_json, metrics)
+    write_json(curve_json, [{"threshold_mm": t, "ap": metrics[f"ap{t:g}"], "ap_baseline": metrics[f"baseline.ap{t:g}"]}
+                            for t in THRESHOLDS])
+    with atomic_path(Path(out_dir) / "predictions.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, frames=np.asarray(split.test.frames), pred=pred.astype(np.float32))
 
     frames = _picture_frames(split, cfg.eval.picture_frames)
     pred14 = [coco_to_campus(p, split.head) for p in pred_coco]
