@@ -84,3 +84,15 @@ def test_partial_sub_mapping_keeps_the_parents_defaults():
     out = parse(WithNestedDefault, {"inner": {"lr": 0.7}}, "s")
     assert out.inner == Inner(lr=0.7, milestones=(1,))  # not Inner's own (40, 70)
     assert parse(WithNestedDefault, {}, "s").inner == Inner(lr=0.5, milestones=(1,))
+
+
+def test_unquoted_off_written_back_by_dvc_stays_a_string(tmp_path):
+    # `dvc exp run -S` rewrites params.yaml with a YAML 1.2 writer: 'off' loses its quotes
+    text = open("params.yaml").read().replace("amp: 'off'", "amp: off")
+    assert "amp: off" in text
+    (tmp_path / "p.yaml").write_text(text)
+    sections = load_params(tmp_path / "p.yaml")
+    assert sections["baseline"].train.amp == "off"
+    (tmp_path / "q.yaml").write_text(text.replace("deterministic: true", "deterministic: yes"))
+    with pytest.raises(ParamsError, match=r"^common\.deterministic: expected true or false"):
+        load_params(tmp_path / "q.yaml")  # YAML 1.2: only true/false are booleans
