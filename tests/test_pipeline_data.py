@@ -239,4 +239,5 @@ def test_dvc_repro_splits_end_to_end(tmp_path):
 
     again = sh("dvc", "repro", "splits")
     assert "didn't change, skipping" in again and "Running stage" not in again, again
-    assert json.loads(sh("dvc", "status", "--json")) == {}
+    # only the data stages ran; a committed dvc.lock may still list the later stages as not run yet
+    assert json.loads(sh("dvc", "status", "splits", "--json")) == {}
