@@ -24,7 +24,6 @@ Typical use inside an engine task::
 
 from __future__ import annotations
 
-import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -37,6 +36,7 @@ from PIL import Image
 
 from personlab.engine import derive_seed
 from personlab.params import Erasing, ReidInput
+from personlab.runtime import one_cpu_thread
 
 __all__ = [
     "AugmentDraws",
@@ -437,7 +437,7 @@ class EpochBatches:
         augment = torch.Generator().manual_seed(derive_seed(loader.seed, loader.stream, self.epoch, 1))
         positives = torch.Generator().manual_seed(derive_seed(loader.seed, loader.stream, self.epoch, 2))
         for global_batch in self.plan:
-            with _one_cpu_thread(loader.device):
+            with one_cpu_thread(loader.device):
                 batch = self._make(global_batch, augment, positives)
             yield batch
 
@@ -459,22 +459,6 @@ class EpochBatches:
             batch.positive_indices = pos[part]
             batch.positives = loader.augmented(pos[part], pos_draws[part])
         return batch
-
-
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """On the CPU, build a batch on one thread: its few memory-bound passes gain little from a second thread,
-    and on a busy machine every parallel region waits for that thread to be scheduled (measured on 2 cores at
-    load 7: 50x slower with 2 threads than with 1). The training step keeps all threads."""
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class ReidLoader:

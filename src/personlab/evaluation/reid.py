@@ -24,7 +24,6 @@ sparse rows, and the Jaccard term is accumulated from an inverted index, all in 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -32,6 +31,8 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from personlab.runtime import one_cpu_thread
 
 __all__ = [
     "AP_DEFINITIONS",
@@ -124,7 +125,7 @@ class _Ranker:
 
     def add(self, start: int, dist: torch.Tensor) -> None:
         """Rank the true matches of query rows ``start .. start+len(dist)`` among their kept gallery items."""
-        with _one_cpu_thread(dist.device):
+        with one_cpu_thread(dist.device):
             self._add(start, dist)
 
     def _add(self, start: int, dist: torch.Tensor) -> None:
@@ -194,25 +195,6 @@ class _Ranker:
             "num_valid_queries": num_valid,
             "num_queries": len(valid),
         }
-
-
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run a block of cheap, memory-bound CPU ops on one thread, then restore the thread count.
-
-    The block's cost is one numpy sort (single-threaded anyway) and a handful of passes over memory; spread
-    over OpenMP threads each op pays a barrier, which on a busy machine costs more than the op itself (measured
-    10x slower with 2 threads on an oversubscribed 2-core box). CUDA work is unaffected.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _sort_rows_(x: torch.Tensor) -> None:
@@ -361,7 +343,7 @@ def _nearest(x: torch.Tensor, sq: torch.Tensor, near: int, block: int) -> tuple[
         for b in range(a, n, side):
             rows_b = slice(b, min(b + side, n))
             d = pairwise_distances(x[rows_a], x[rows_b], "euclidean", sq[rows_b])
-            with _one_cpu_thread(device):  # selection and bookkeeping: see _one_cpu_thread
+            with one_cpu_thread(device):  # selection and bookkeeping: see one_cpu_thread
                 merge(rows_a, b, d)
                 if b != a:
                     merge(rows_b, a, d.T)
@@ -490,7 +472,7 @@ def k_reciprocal_rows(
     near_d = near_d.gather(1, by_index)
     del by_index
 
-    with _one_cpu_thread(device):  # sparse bookkeeping: many small ops, see _one_cpu_thread
+    with one_cpu_thread(device):  # sparse bookkeeping: many small ops, see one_cpu_thread
         v_ptr, v_col, v_val, inv_ptr, inv_row, inv_val = _sparse_weights(
             x, sq, row_max, nn_idx, near_idx, near_d, num_q, k1, k2, block)
     del near_idx, near_d
@@ -510,7 +492,7 @@ def k_reciprocal_rows(
         while e < num_q and e - s < max_rows and (e == s or budget + q_pairs[e] <= pair_budget):
             budget += q_pairs[e]
             e += 1
-        with _one_cpu_thread(device):
+        with one_cpu_thread(device):
             rows = torch.arange(s, e, device=device)
             pos, owner = _segments(v_ptr, rows)  # the query rows' own entries
             ipos, iowner = _segments(inv_ptr, v_col[pos])  # every gallery entry sharing their columns
