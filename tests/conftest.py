@@ -12,6 +12,31 @@ import pytest
 from PIL import Image
 
 
+ORIGINAL_KEYS = Path(__file__).parent / "fixtures" / "original-keys"
+
+
+@pytest.fixture(scope="session")
+def original_state() -> Callable[..., dict]:
+    """``original_state(name, seed=0)``: random tensors with exactly the keys, shapes and dtypes of an original
+    module's ``state_dict()``, read from ``fixtures/original-keys/<name>.keys.json`` (copies of the spec's
+    listings, so the importers are tested against the real layouts without ../shared)."""
+    import json
+
+    import torch
+
+    def build(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        state = {}
+        for key, shape, dtype in json.loads((ORIGINAL_KEYS / f"{name}.keys.json").read_text()):
+            if dtype == "torch.int64":
+                state[key] = torch.randint(0, 1000, shape, generator=g, dtype=torch.int64)
+            else:
+                state[key] = torch.randn(shape, generator=g, dtype=getattr(torch, dtype.split(".")[1]))
+        return state
+
+    return build
+
+
 def write_image(path: Path, value: int = 128, size: tuple[int, int] = (4, 8)) -> None:
     """A tiny solid-colour image (``size`` = width, height); format from the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)

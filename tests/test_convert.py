@@ -1,7 +1,5 @@
 """Importers on state dicts built to the original repositories' key layouts (tests/fixtures/original-keys)."""
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,28 +15,13 @@ from personlab.models.convert import (
     resnet_depth,
 )
 
-KEYS = Path(__file__).parent / "fixtures" / "original-keys"
-
-
-def original_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors with exactly the keys, shapes and dtypes the original module's state_dict() has."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape, dtype in json.loads((KEYS / f"{name}.keys.json").read_text()):
-        if dtype == "torch.int64":
-            state[key] = torch.randint(0, 1000, shape, generator=g, dtype=torch.int64)
-        else:
-            state[key] = torch.randn(shape, generator=g, dtype=getattr(torch, dtype.split(".")[1]))
-    return state
-
-
 @pytest.fixture(scope="module")
-def bot_state():
+def bot_state(original_state):
     return original_state("bot_baseline")
 
 
 @pytest.fixture(scope="module")
-def teacher_state():
+def teacher_state(original_state):
     return original_state("dgnet_teacher")
 
 
@@ -125,3 +108,14 @@ def test_pickled_module_is_refused_with_extraction_help(tmp_path):
     torch.save({"state": {}, "param_groups": []}, tmp_path / "optimizer.pth")
     with pytest.raises(ValueError, match="optimizer file"):
         read_state_dict(tmp_path / "optimizer.pth")
+
+
+def test_training_checkpoint_is_unwrapped_from_state_dict(tmp_path):
+    weights = {"module.conv.weight": torch.arange(6.0).reshape(2, 3), "module.conv.bias": torch.ones(2)}
+    torch.save({"epoch": 7, "perf": 0.5, "state_dict": weights}, tmp_path / "checkpoint.pth.tar")
+    state = read_state_dict(tmp_path / "checkpoint.pth.tar")
+    assert sorted(state) == ["conv.bias", "conv.weight"]
+    assert torch.equal(state["conv.weight"], weights["module.conv.weight"])
+    torch.save({"epoch": 7, "state_dict": {"conv.weight": "not a tensor"}}, tmp_path / "bad.pth.tar")
+    with pytest.raises(ValueError, match="nor one under 'state_dict'"):
+        read_state_dict(tmp_path / "bad.pth.tar")

@@ -58,7 +58,6 @@ from personlab.params import (
     parse,
 )
 
-KEYS = Path(__file__).parent / "fixtures" / "original-keys"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -466,20 +465,9 @@ def test_params_refuse_dilations_wider_than_the_structure_code():
 # ------------------------------------------------------------------------------------------- importers
 
 
-def original_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape, dtype in json.loads((KEYS / f"dgnet_gan.{name}.keys.json").read_text()):
-        if dtype == "torch.int64":
-            state[key] = torch.randint(0, 1000, shape, generator=g, dtype=torch.int64)
-        else:
-            state[key] = torch.randn(shape, generator=g)
-    return state
-
-
 @pytest.mark.parametrize("name, importer", [("gen", import_dgnet_gen), ("dis", import_dgnet_dis)])
-def test_gan_importers_round_trip(name, importer):
-    state = original_state(name)
+def test_gan_importers_round_trip(name, importer, original_state):
+    state = original_state(f"dgnet_gan.{name}")
     model, kwargs = importer(state)
     back = export_dgnet(model)
     assert sorted(back) == sorted(state)
@@ -496,9 +484,9 @@ def test_gan_importers_round_trip(name, importer):
         assert kwargs == {"in_channels": 3, "dim": 32, "num_layers": 2, "num_res": 4, "num_scales": 3}
 
 
-def test_generator_mapping_is_semantic():
+def test_generator_mapping_is_semantic(original_state):
     # the first AdaIN layer of residual block 2 is driven by mlp_w3 / mlp_b3 and lives at dec.model.1.model.2
-    state = original_state("gen")
+    state = original_state("dgnet_gan.gen")
     model, _ = import_dgnet_gen(state)
     assert torch.equal(model.mlp_scale[2].fc1.weight, state["mlp_w3.model.0.fc.weight"])
     assert torch.equal(model.decoder.res_blocks[2].conv1.conv.weight, state["dec.model.1.model.2.model.0.conv.weight"])
@@ -506,8 +494,8 @@ def test_generator_mapping_is_semantic():
     assert torch.equal(model.structure_encoder.aspp.branch_d6[1].conv.bias, state["enc_content.model.5.conv12.1.conv.bias"])
 
 
-def test_id_importer_round_trip_drops_only_imagenet_fc():
-    state = original_state("id")
+def test_id_importer_round_trip_drops_only_imagenet_fc(original_state):
+    state = original_state("dgnet_gan.id")
     model, kwargs = import_dgnet_id(state)
     assert kwargs == {"num_classes": 751, "depth": 50, "stride": 1, "bottleneck": 512}
     back = export_dgnet(model)
@@ -516,8 +504,8 @@ def test_id_importer_round_trip_drops_only_imagenet_fc():
 
 
 @pytest.mark.parametrize("name, importer", [("gen", import_dgnet_gen), ("dis", import_dgnet_dis)])
-def test_importers_list_missing_and_unexpected_keys(name, importer):
-    state = original_state(name)
+def test_importers_list_missing_and_unexpected_keys(name, importer, original_state):
+    state = original_state(f"dgnet_gan.{name}")
     victim = sorted(state)[len(state) // 2]
     del state[victim]
     state["nonlocal.gamma"] = torch.zeros(1)
@@ -526,8 +514,8 @@ def test_importers_list_missing_and_unexpected_keys(name, importer):
     assert victim in str(err.value) and "nonlocal.gamma" in str(err.value)
 
 
-def test_dgnet_file_wrapper_and_cli(tmp_path):
-    state = original_state("id")
+def test_dgnet_file_wrapper_and_cli(tmp_path, original_state):
+    state = original_state("dgnet_gan.id")
     path = tmp_path / "id_00100000.pt"
     torch.save({"a": state}, path)
     assert read_dgnet_file(path).keys() == state.keys()

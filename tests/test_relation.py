@@ -3,16 +3,12 @@ map, and one training step that reaches every head."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn as nn
 
 from personlab.models.relation import RelationBranch, RelationNet
 
-KEYS = Path(__file__).parent / "fixtures" / "original-keys" / "rrid.keys.json"
 
 
 def test_published_size_and_shapes():
@@ -108,22 +104,10 @@ def test_one_training_step_reaches_every_head():
     assert len(heads) == 45 and all(h.weight.grad.abs().sum() > 0 for h in heads)
 
 
-def _original_state() -> dict[str, torch.Tensor]:
-    """Random tensors with exactly the keys, shapes and dtypes of RRID's RelationModel.state_dict()."""
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for key, shape, dtype in json.loads(KEYS.read_text()):
-        if dtype == "torch.int64":
-            state[key] = torch.randint(0, 100, shape, generator=g)
-        else:
-            state[key] = torch.randn(shape, generator=g)
-    return state
-
-
-def test_importer_round_trip_from_the_original_layout():
+def test_importer_round_trip_from_the_original_layout(original_state):
     from personlab.models.convert import import_relation
 
-    state = _original_state()
+    state = original_state("rrid")
     model, kwargs = import_relation(state)
     assert kwargs == {"num_classes": 751, "depth": 50, "last_stride": 1, "dim": 256}
     ours = model.state_dict()
@@ -137,10 +121,10 @@ def test_importer_round_trip_from_the_original_layout():
     assert sorted(t.sum().item() for t in ours.values()) == sorted(t.sum().item() for t in state.values())
 
 
-def test_importer_lists_missing_and_unexpected_keys():
+def test_importer_lists_missing_and_unexpected_keys(original_state):
     from personlab.models.convert import CheckpointMismatch, import_relation
 
-    state = _original_state()
+    state = original_state("rrid")
     del state["rest_4_conv_list.2.1.running_mean"]
     state["fc_local_6_list.6.weight"] = torch.zeros(751, 256)
     with pytest.raises(CheckpointMismatch) as err:
