@@ -1,6 +1,5 @@
 """Importers on state dicts built to the original repositories' key layouts (tests/fixtures/original-keys)."""
 
-
 import pytest
 import torch
 import torchvision
