@@ -242,10 +242,12 @@ def rank_metrics(
 
 
 def pairwise_distances(a: torch.Tensor, b: torch.Tensor, kind: DistanceKind = "euclidean",
-                       b_sq: torch.Tensor | None = None) -> torch.Tensor:
+                       b_sq: torch.Tensor | None = None, a_sq: torch.Tensor | None = None) -> torch.Tensor:
     """``euclidean``: squared Euclidean ``|a|^2 + |b|^2 - 2 a.b`` (BoT); ``dot``: ``-a.b`` (layumi/DG-Net score).
 
-    On per-part L2-normalised features the two rank identically; ``b_sq`` lets a caller reuse ``|b|^2``.
+    On per-part L2-normalised features the two rank identically; ``b_sq`` and ``a_sq`` let a caller reuse the
+    squared norms. The norms are laid down first and the product accumulated onto them in place: one pass
+    over the output besides the matrix product.
     """
     if kind == "dot":
         return -(a @ b.T)
@@ -253,7 +255,9 @@ def pairwise_distances(a: torch.Tensor, b: torch.Tensor, kind: DistanceKind = "e
         raise ValueError(f"distance must be 'euclidean' or 'dot', got {kind!r}")
     if b_sq is None:
         b_sq = (b * b).sum(1)
-    return torch.addmm(b_sq[None, :], a, b.T, alpha=-2).add_((a * a).sum(1)[:, None])
+    if a_sq is None:
+        a_sq = (a * a).sum(1)
+    return (a_sq[:, None] + b_sq[None, :]).addmm_(a, b.T, alpha=-2)
 
 
 def _features(x: np.ndarray | torch.Tensor, device) -> torch.Tensor:
@@ -323,7 +327,9 @@ def _nearest(x: torch.Tensor, sq: torch.Tensor, near: int, block: int) -> tuple[
 
     Symmetric tiles: tile (a, b) with b >= a serves rows a against columns b and, transposed, rows b against
     columns a, so every distance is computed once (half the multiply-adds of a row-by-row pass). Each row
-    keeps a running top-``near`` merged tile by tile.
+    keeps a running top-``near`` merged tile by tile; once it holds ``near`` items, only a tile's entries not
+    farther than its current ``near``-th distance can enter, and after the first tiles those are a few per
+    row, so the merge costs a comparison pass instead of a top-k over the tile (measured 2x cheaper).
     """
     n, device = len(x), x.device
     side = max(near, math.isqrt(block))
@@ -331,9 +337,29 @@ def _nearest(x: torch.Tensor, sq: torch.Tensor, near: int, block: int) -> tuple[
     best_i = torch.zeros((n, near), dtype=torch.int64, device=device)
     row_max = torch.full((n,), -math.inf, dtype=torch.float32, device=device)
 
-    def merge(rows: slice, first_col: int, d: torch.Tensor) -> None:
-        row_max[rows] = torch.maximum(row_max[rows], d.amax(1))
-        v, i = torch.topk(d, min(near, d.shape[1]), dim=1, largest=False)
+    def merge(rows: slice, first_col: int, d: torch.Tensor, transposed: bool) -> None:
+        """Merge tile ``d`` into the lists of ``rows``: its rows, or its columns when ``transposed``."""
+        row_max[rows] = torch.maximum(row_max[rows], d.amax(0 if transposed else 1))
+        bound = best_d[rows, -1]
+        if bool(torch.isinf(bound).any()):  # a list not yet full: take the tile's own top-near
+            tile = d.T if transposed else d
+            v, i = torch.topk(tile, min(near, tile.shape[1]), dim=1, largest=False)
+        else:  # only the entries within the current bounds, packed into short padded rows
+            if transposed:
+                c, r = torch.nonzero(d <= bound[None, :], as_tuple=True)
+                order = torch.argsort(r, stable=True)
+                r, c = r[order], c[order]
+                values = d[c, r]
+            else:
+                r, c = torch.nonzero(d <= bound[:, None], as_tuple=True)
+                values = d[r, c]
+            if len(r) == 0:
+                return
+            count = torch.bincount(r, minlength=len(bound))
+            slot = torch.arange(len(r), device=device) - (torch.cumsum(count, 0) - count)[r]
+            v = torch.full((len(bound), int(count.max())), math.inf, dtype=d.dtype, device=device)
+            i = torch.zeros(v.shape, dtype=torch.int64, device=device)
+            v[r, slot], i[r, slot] = values, c
         v, i = torch.cat([best_d[rows], v], 1), torch.cat([best_i[rows], i + first_col], 1)
         v, pick = torch.topk(v, near, dim=1, largest=False, sorted=True)
         best_d[rows], best_i[rows] = v, i.gather(1, pick)
@@ -342,11 +368,11 @@ def _nearest(x: torch.Tensor, sq: torch.Tensor, near: int, block: int) -> tuple[
         rows_a = slice(a, min(a + side, n))
         for b in range(a, n, side):
             rows_b = slice(b, min(b + side, n))
-            d = pairwise_distances(x[rows_a], x[rows_b], "euclidean", sq[rows_b])
+            d = pairwise_distances(x[rows_a], x[rows_b], "euclidean", sq[rows_b], sq[rows_a])
             with one_cpu_thread(device):  # selection and bookkeeping: see one_cpu_thread
-                merge(rows_a, b, d)
+                merge(rows_a, b, d, transposed=False)
                 if b != a:
-                    merge(rows_b, a, d.T)
+                    merge(rows_b, a, d, transposed=True)
     return best_d, best_i, row_max
 
 
@@ -486,6 +512,7 @@ def k_reciprocal_rows(
     g_sq = sq[num_q:]
     max_rows = _block_rows(num_g, block)
     pair_budget = max(1, block // 4)  # each pair costs ~6 words in flight
+    overlap_buffer = torch.empty(0, dtype=torch.float32, device=device)  # reused: fresh blocks cost page faults
     s = 0
     while s < num_q:
         e, budget = s, 0
@@ -497,12 +524,16 @@ def k_reciprocal_rows(
             pos, owner = _segments(v_ptr, rows)  # the query rows' own entries
             ipos, iowner = _segments(inv_ptr, v_col[pos])  # every gallery entry sharing their columns
             shared = torch.minimum(v_val[pos][iowner], inv_val[ipos])
-            overlap = torch.zeros((e - s) * num_g, dtype=torch.float32, device=device)
+            if overlap_buffer.numel() < (e - s) * num_g:
+                overlap_buffer = torch.empty((e - s) * num_g, dtype=torch.float32, device=device)
+            overlap = overlap_buffer[: (e - s) * num_g].zero_()
             overlap.index_add_(0, owner[iowner] * num_g + inv_row[ipos], shared)
-            overlap = overlap.view(e - s, num_g)
-            jaccard = 1 - overlap / (2 - overlap)
-        original = pairwise_distances(x[s:e], x[num_q:], "euclidean", g_sq) / row_max[s:e, None]
-        yield s, jaccard.mul_(1 - lambda_value).add_(original, alpha=lambda_value)
+        # (1 - lambda)·(1 - S/(2 - S)) + lambda·d/max  =  lambda·d/max + 2(1 - lambda) - 2(1 - lambda)/(2 - S),
+        # in place over the block (a handful of passes, no temporaries)
+        out = pairwise_distances(x[s:e], x[num_q:], "euclidean", g_sq, sq[s:e])
+        out.mul_((lambda_value / row_max[s:e])[:, None]).add_(2 * (1 - lambda_value))
+        out.add_(overlap.sub_(2).reciprocal_().view(e - s, num_g), alpha=2 * (1 - lambda_value))
+        yield s, out
         s = e
 
 
