@@ -18,6 +18,7 @@ from personlab.data.archive import ArchiveError, expected_md5, extract, fetch
 from personlab.data.datasets import DatasetError, LayoutError, load_dataset, prepare_cuhk03
 from personlab.io import atomic_dir
 from personlab.params import Data, ParamsError, load_section
+from personlab.runtime import run_item
 
 DOWNLOADS = Path("data/downloads")  # fetched archives and .part files; outside the stage's outputs on purpose
 
@@ -46,16 +47,9 @@ def download_pose(data: Data) -> None:
 
 
 def main(argv: list[str]) -> int:
-    items = {"reid": download_reid, "pose": download_pose}
-    if len(argv) != 1 or argv[0] not in items:
-        print(f"usage: python stages/download.py {{{'|'.join(items)}}}", file=sys.stderr)
-        return 2
-    try:
-        items[argv[0]](load_section("data"))
-    except (ParamsError, ArchiveError, LayoutError, DatasetError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    items = {"reid": lambda: download_reid(load_section("data")), "pose": lambda: download_pose(load_section("data"))}
+    return run_item("stages/download.py", argv, items,
+                    (ParamsError, ArchiveError, LayoutError, DatasetError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from personlab.data.datasets import DatasetError, LayoutError, load_dataset, set
 from personlab.data.openreid import SplitError, write_reid_split
 from personlab.io import atomic_dir, write_json
 from personlab.params import Data, ParamsError, load_section
+from personlab.runtime import run_item
 
 
 def metrics_path(item: str) -> Path:
@@ -48,16 +49,8 @@ def splits_pose(data: Data) -> None:
 
 
 def main(argv: list[str]) -> int:
-    items = {"reid": splits_reid, "pose": splits_pose}
-    if len(argv) != 1 or argv[0] not in items:
-        print(f"usage: python stages/splits.py {{{'|'.join(items)}}}", file=sys.stderr)
-        return 2
-    try:
-        items[argv[0]](load_section("data"))
-    except (ParamsError, LayoutError, DatasetError, SplitError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    items = {"reid": lambda: splits_reid(load_section("data")), "pose": lambda: splits_pose(load_section("data"))}
+    return run_item("stages/splits.py", argv, items, (ParamsError, LayoutError, DatasetError, SplitError, FileNotFoundError))
 
 
 if __name__ == "__main__":

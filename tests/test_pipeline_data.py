@@ -241,3 +241,17 @@ def test_dvc_repro_splits_end_to_end(tmp_path):
     assert "didn't change, skipping" in again and "Running stage" not in again, again
     # only the data stages ran; a committed dvc.lock may still list the later stages as not run yet
     assert json.loads(sh("dvc", "status", "splits", "--json")) == {}
+
+
+def test_item_stages_refuse_an_unknown_item_and_keep_tracebacks_of_bugs(capsys):
+    from personlab.runtime import run_item
+
+    for name in ("download", "splits"):
+        assert stage(name).main(["market"]) == 2
+        assert capsys.readouterr().err == f"usage: python stages/{name}.py {{reid|pose}}\n"
+
+    def bug() -> None:
+        raise KeyError("not a user error")
+
+    with pytest.raises(KeyError):
+        run_item("stages/x.py", ["a"], {"a": bug}, (ValueError,))

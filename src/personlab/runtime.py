@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Iterator
+import sys
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-__all__ = ["one_cpu_thread", "seed_everything", "select_device", "setup"]
+__all__ = ["one_cpu_thread", "run_item", "seed_everything", "select_device", "setup"]
 
 
 def seed_everything(seed: int) -> None:
@@ -67,3 +68,21 @@ def one_cpu_thread(device: "torch.device") -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def run_item(script: str, argv: list[str], items: Mapping[str, Callable[[], None]],
+             user_errors: tuple[type[Exception], ...]) -> int:
+    """Entry of a stage that DVC runs once per item (``python stages/download.py reid``): run ``items[argv[0]]``.
+
+    ``user_errors`` (bad params, a missing, corrupt or mis-laid-out dataset) end as one line on stderr and exit
+    status 1; anything else is a bug and keeps its traceback.
+    """
+    if len(argv) != 1 or argv[0] not in items:
+        print(f"usage: python {script} {{{'|'.join(items)}}}", file=sys.stderr)
+        return 2
+    try:
+        items[argv[0]]()
+    except user_errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
