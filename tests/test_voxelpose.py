@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from personlab.pose.cameras import Camera, look_at
-from personlab.pose.convert import ImportMismatchError, import_voxelpose, load_original_state, original_v2v_key
+from personlab.models.state import read_state_dict
+from personlab.pose.convert import ImportMismatchError, import_voxelpose, original_v2v_key
 from personlab.pose.heatmaps import draw_heatmaps, heatmap_affine, transform_points
 from personlab.pose.v2v import V2VNet
 from personlab.pose.volume import Cube, ViewRig, build_volume, voxel_centres
@@ -239,7 +240,7 @@ def test_importer_maps_the_pose_resnet_backbone(tmp_path: Path) -> None:
     path = tmp_path / "model_best.pth.tar"
     torch.save(state, path)
     model = VoxelPose(num_joints=15, cpn_shape=(8, 8, 4), prn_shape=(8, 8, 8), backbone="pose_resnet50")
-    import_voxelpose(model, load_original_state(path))
+    import_voxelpose(model, read_state_dict(path))
     ours = model.state_dict()
     assert torch.equal(ours["backbone.trunk.layer3.5.bn2.running_var"], state["backbone.layer3.5.bn2.running_var"])
     assert torch.equal(ours["backbone.deconv_layers.6.weight"], state["backbone.deconv_layers.6.weight"])

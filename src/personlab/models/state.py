@@ -31,7 +31,11 @@ class CheckpointMismatch(ValueError):
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``path`` (``weights_only=True``), with a ``module.`` prefix (DataParallel) removed."""
+    """A state dict from ``path`` (``weights_only=True``), with a ``module.`` prefix (DataParallel) removed.
+
+    A training checkpoint that holds the weights under ``"state_dict"`` beside other entries (epoch, optimizer;
+    the layout of VoxelPose's and simple-baselines' ``*.pth.tar`` files) is unwrapped to that state dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
@@ -42,12 +46,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a plain state dict. {help_text}") from None
     except (RuntimeError, EOFError) as exc:
         raise ValueError(f"{path}: not a readable PyTorch file ({exc}); is it complete and the right file?") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         kind = type(obj).__name__
         keys = sorted(map(str, obj))[:8] if isinstance(obj, dict) else []
         raise ValueError(
-            f"{path}: holds a {kind} (keys {keys}), not a flat state dict of tensors; an optimizer file or a "
-            f"training checkpoint wrapping the weights? Save the model's state_dict() alone and convert that."
+            f"{path}: holds a {kind} (keys {keys}), not a flat state dict of tensors (nor one under "
+            f"'state_dict'); an optimizer file or a training checkpoint wrapping the weights under another key? "
+            f"Save the model's state_dict() alone and convert that."
         )
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}

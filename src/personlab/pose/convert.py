@@ -9,7 +9,11 @@ The original saves ``MultiPersonPoseNet.state_dict()`` either bare (``model_best
   ``backbone.final_layer.*`` unchanged.
 
 The import is strict: every key of the target model must be supplied with the right shape and no source key
-may be left over; otherwise one error lists every offending key. Files are read with ``weights_only=True``.
+may be left over; otherwise one error lists every offending key. Files are read with ``weights_only=True`` by
+:func:`personlab.models.state.read_state_dict`, the one reader of every importer.
+
+:func:`import_pose_resnet` loads the 2D backbone alone from a simple-baselines PoseResNet file (the
+``backbone_pretrained`` of the Panoptic setup).
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+import torch.nn as nn
 
-__all__ = ["ImportMismatchError", "load_original_state", "map_original_keys", "original_v2v_key", "import_voxelpose"]
+from personlab.models.state import check_state, read_state_dict
+
+__all__ = ["ImportMismatchError", "import_pose_resnet", "import_voxelpose", "map_original_keys", "original_v2v_key"]
 
 # our V2V module -> the original's (spec §1.6 / original-keys/voxelpose.v2v_*.keys.json)
 _V2V_BLOCKS = {
@@ -104,24 +111,40 @@ def map_original_keys(source: Mapping[str, torch.Tensor], target: Mapping[str, t
     return {ours: source[orig].to(target[ours].dtype) for ours, orig in wanted.items()}
 
 
-def load_original_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of an original checkpoint file, unwrapped from ``state_dict`` and ``module.`` if present."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: original VoxelPose checkpoint not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint with weights_only=True ({exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{path}: expected a state dict of tensors (or a dict holding one under 'state_dict')")
-    return {k.removeprefix("module."): v for k, v in data.items()}
-
-
 def import_voxelpose(model: torch.nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> torch.nn.Module:
     """Load an original checkpoint (file or state dict) into ``model`` (a :class:`VoxelPose`), strictly."""
-    state = load_original_state(source) if isinstance(source, (str, Path)) else dict(source)
+    state = read_state_dict(source) if isinstance(source, (str, Path)) else dict(source)
     model.load_state_dict(map_original_keys(state, model.state_dict()), strict=True)
     return model
+
+
+def _pose_resnet_key(original: str) -> str:
+    """simple-baselines key → ours: the ResNet part moves under ``trunk.``; the head keeps its names."""
+    return original if original.startswith(("deconv_layers.", "final_layer.")) else "trunk." + original
+
+
+def import_pose_resnet(backbone: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> nn.Module:
+    """Load a simple-baselines PoseResNet file (``pose_resnet50_panoptic.pth.tar``) into ``backbone``, strictly.
+
+    The file's ``conv1``, ``bn1``, ``layer1..4`` go to ``trunk.*``; ``deconv_layers.*`` and ``final_layer.*``
+    keep their names (a ``module.`` prefix or a ``state_dict`` wrapper is removed on reading). Every key must
+    match, except that a final layer with another joint count is handled as the original does (spec §1.2):
+    it is re-initialised (Xavier-normal weights, zero bias) and as many filters as fit are copied over.
+    """
+    state = read_state_dict(source) if isinstance(source, (str, Path)) else dict(source)
+    name = str(source) if isinstance(source, (str, Path)) else "PoseResNet state dict"
+    mapped = {_pose_resnet_key(k): v for k, v in state.items()}
+    target = backbone.state_dict()
+    head = ("final_layer.weight", "final_layer.bias")
+    if all(k in mapped for k in head) and mapped[head[0]].shape[1:] == target[head[0]].shape[1:]:
+        for key in head:
+            if mapped[key].shape != target[key].shape:
+                fresh = torch.zeros_like(target[key])
+                if fresh.dim() > 1:
+                    nn.init.xavier_normal_(fresh)
+                fit = min(len(fresh), len(mapped[key]))
+                fresh[:fit] = mapped[key][:fit]
+                mapped[key] = fresh
+    check_state({k: v.shape for k, v in target.items()}, mapped, f"{name} (PoseResNet backbone)")
+    backbone.load_state_dict({k: v.to(target[k].dtype) for k, v in mapped.items()}, strict=True)
+    return backbone
