@@ -556,6 +556,10 @@ class VoxelPoseParams:
     match_distance: Annotated[float, Positive] = 500.0  # mm, proposal ↔ GT root for PRN training
     view_aggregation: Literal["visible", "all"] = "visible"  # mean over views that see the voxel, or all
     backbone: Literal["none", "pose_resnet50"] = "none"  # none: heatmaps from 2D detections (Campus/Shelf)
+    backbone_depth: Literal[18, 34, 50, 101, 152] = 50  # ResNet depth of the PoseResNet (50 published)
+    # simple-baselines PoseResNet weights (pose_resnet50_panoptic.pth.tar), imported strictly; "" = random init
+    backbone_pretrained: str = ""
+    train_backbone: bool = False  # false: frozen, eval mode, out of Adam (the original); true: trained on loss_2d
     pretrained: str = ""  # an original VoxelPose checkpoint (.pth.tar) to start from, imported strictly
     train: TrainLoop = field(default_factory=lambda: TrainLoop(epochs=30, amp="off", channels_last=False))
     optim: VoxelPoseOptim = field(default_factory=VoxelPoseOptim)
@@ -572,6 +576,17 @@ class VoxelPoseParams:
         if self.train.channels_last:
             raise ParamsError("train.channels_last: must be false for VoxelPose (channels_last is a 2D layout; "
                               "its networks are 3D)")
+        if self.backbone == "none" and (self.backbone_pretrained or self.train_backbone):
+            raise ParamsError("backbone_pretrained / train_backbone: need backbone: pose_resnet50 (images in, "
+                              "Panoptic); with backbone: none the heatmaps come from 2D detections")
+        if self.backbone != "none" and (any(v % 32 for v in self.input_size)
+                                        or tuple(self.heatmap_size) != tuple(v // 4 for v in self.input_size)):
+            raise ParamsError(f"input_size {list(self.input_size)} / heatmap_size {list(self.heatmap_size)}: the "
+                              "PoseResNet needs an input divisible by 32 and gives heatmaps of a quarter of it; "
+                              "e.g. input [960, 512] with heatmaps [240, 128]")
+        if self.pretrained and self.backbone_pretrained:
+            raise ParamsError("pretrained and backbone_pretrained are both set: a whole VoxelPose checkpoint already "
+                              "holds its backbone; keep one of them")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ the model stages depend on that folder, not on the ``data`` params:
 - scoring: :func:`metrics.evaluate_campus` (PCP per actor and per part, MPJPE, AP@25..150, recall@500).
 
 Panoptic splits are read with :func:`datasets.load_panoptic_split` (frames, bodies, per-sequence cameras and
-image paths). The synthetic scene writes ``scene.json`` beside the raw files with the space that covers it
+image paths); :mod:`panoptic` turns their frames into letterboxed images, 2D targets and per-sequence rigs, and
+:mod:`panoptic_synthetic` writes a Panoptic-like tree in the panoptic-toolbox layout for CPU runs and tests. The synthetic scene writes ``scene.json`` beside the raw files with the space that covers it
 (``meta["scene"]`` in the split).
 
 Units are millimetres, world z points up with the floor at z = 0 (Panoptic is converted on load).

@@ -8,6 +8,13 @@ Optimisation: one Adam at a constant rate over CPN and PRN, one step per iterati
 loss_cord`` (mmpose's choice, which reproduces the published PCP; the original's 4-step CPN accumulation
 trick is not reproduced, spec §1.9). The two losses touch disjoint parameters, so summing them does not mix
 their scales under Adam.
+
+Panoptic training (spec §1.2, §4.2) reads images instead: :class:`PanopticTask` feeds every training frame of
+the split (letterboxed, normalised) through the PoseResNet backbone to heatmaps, then the same CPN/PRN losses
+with the frame's bodies as targets (root = Panoptic joint 2, visibility from the confidences). The backbone
+is frozen and out of Adam as published, or trained on ``loss_2d`` with ``voxelpose.train_backbone``; either
+way ``loss_2d`` is logged. An epoch is every training frame (``optim.samples_per_epoch`` applies to the
+synthetic Campus/Shelf samples only).
 """
 
 from __future__ import annotations
@@ -21,16 +28,17 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from personlab import __version__ as personlab_version
-from personlab.engine import Context, Task, fit
-from personlab.io import save_checkpoint
-from personlab.params import Common, VoxelPoseParams, section_digest, to_dict
-from personlab.pose.convert import import_voxelpose
-from personlab.pose.datasets import PoseSplit, load_pose_split
+from personlab.engine import Context, Task, derive_seed, fit
+from personlab.io import read_json, save_checkpoint
+from personlab.params import Common, ParamsError, VoxelPoseParams, section_digest, to_dict
+from personlab.pose import panoptic
+from personlab.pose.convert import import_pose_resnet, import_voxelpose
+from personlab.pose.datasets import PanopticFrames, PoseSplit, load_panoptic_split, load_pose_split
 from personlab.pose.synthetic import SyntheticTrainSet, TrainSample
 from personlab.pose.volume import ViewRig, rig_for_split
 from personlab.pose.voxelpose import PoseTargets, VoxelPose
 
-__all__ = ["VoxelPoseTask", "build_model", "model_kwargs", "train_voxelpose"]
+__all__ = ["PanopticTask", "VoxelPoseTask", "build_model", "model_kwargs", "train_voxelpose"]
 
 
 def model_kwargs(cfg: VoxelPoseParams) -> dict[str, Any]:
@@ -49,12 +57,17 @@ def model_kwargs(cfg: VoxelPoseParams) -> dict[str, Any]:
         "beta": cfg.beta,
         "view_aggregation": cfg.view_aggregation,
         "backbone": cfg.backbone,
+        "backbone_depth": cfg.backbone_depth,
+        "train_backbone": cfg.train_backbone,
     }
 
 
 def build_model(cfg: VoxelPoseParams) -> VoxelPose:
-    """A fresh VoxelPose from the params, or one imported from an original checkpoint (``pretrained``)."""
+    """A fresh VoxelPose from the params, with the PoseResNet weights of ``backbone_pretrained``, or one imported
+    whole from an original checkpoint (``pretrained``)."""
     model = VoxelPose(**model_kwargs(cfg))
+    if cfg.backbone_pretrained:
+        import_pose_resnet(model.backbone, Path(cfg.backbone_pretrained))
     if cfg.pretrained:
         import_voxelpose(model, Path(cfg.pretrained))
     return model
@@ -126,31 +139,98 @@ class VoxelPoseTask(Task):
             drop_last=True, collate_fn=_collate, num_workers=optim.num_workers,
         )
 
-    def train_step(self, batch: dict[str, torch.Tensor], ctx: Context) -> dict[str, torch.Tensor]:
+    def _update(self, inputs: torch.Tensor, rig: ViewRig, batch: dict[str, torch.Tensor], ctx: Context,
+                **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Adam step on the losses of ``inputs`` (heatmaps or images) against the batch's people."""
         cfg = self.cfg
-        batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
         targets = PoseTargets(
             roots=batch["roots"].float(), valid=batch["valid"], joints=batch["joints"].float(),
             joints_vis=batch["joints_vis"].float(), root_sigma=cfg.root_sigma, match_distance=cfg.match_distance,
             gt_roots=ctx.epoch < cfg.optim.gt_root_epochs, jitter=cfg.optim.gt_root_jitter,
-            max_cubes=cfg.optim.max_prn_cubes,
+            max_cubes=cfg.optim.max_prn_cubes, **extra,
         )
         with ctx.autocast():
-            terms = ctx.modules["voxelpose"](batch["heatmaps"].float(), self.rig, targets)
+            terms = ctx.modules["voxelpose"](inputs, rig, targets)
         ctx.backward(terms["loss"])
         ctx.step(ctx.optimizers["adam"])
         return {name: value.detach() for name, value in terms.items()}
+
+    def train_step(self, batch: dict[str, torch.Tensor], ctx: Context) -> dict[str, torch.Tensor]:
+        batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+        return self._update(batch["heatmaps"].float(), self.rig, batch, ctx)
 
     def num_images(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["heatmaps"].shape[0])
 
 
+class PanopticTask(VoxelPoseTask):
+    """CPN + PRN (+ the PoseResNet when trained) on the images of every Panoptic training frame."""
+
+    def __init__(self, cfg: VoxelPoseParams, frames: PanopticFrames, image_size: tuple[int, int], seed: int) -> None:
+        self.cfg, self.frames, self.image_size, self.seed = cfg, frames, tuple(image_size), seed
+        self.samples = panoptic.PanopticSamples(frames, image_size, cfg.input_size, cfg.heatmap_size, cfg.sigma)
+        self.rigs: dict[int, ViewRig] = {}
+
+    def build_modules(self, ctx: Context) -> dict[str, nn.Module]:
+        self.rigs = panoptic.rigs_for_frames(self.frames, self.image_size, self.cfg.input_size,
+                                             self.cfg.heatmap_size, ctx.device)
+        return {"voxelpose": build_model(self.cfg)}
+
+    def batches(self, epoch: int, ctx: Context) -> Iterable[dict[str, torch.Tensor]]:
+        optim = self.cfg.optim
+        per_rank = optim.batch_size // ctx.world_size
+        if per_rank < 1:
+            raise ValueError(f"voxelpose.optim.batch_size {optim.batch_size} is smaller than the {ctx.world_size} "
+                             "processes; raise it to at least one frame per process")
+        order = panoptic.sequence_batches(self.frames, per_rank, seed=derive_seed(self.seed, epoch), rank=ctx.rank,
+                                          world_size=ctx.world_size)
+        return DataLoader(self.samples, batch_sampler=order, collate_fn=panoptic.collate_frames,
+                          num_workers=optim.num_workers)
+
+    def train_step(self, batch: dict[str, torch.Tensor], ctx: Context) -> dict[str, torch.Tensor]:
+        rig = self.rigs[int(batch["sequence"][0])]
+        batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+        return self._update(panoptic.normalise(batch["images"]), rig, batch, ctx,
+                            heatmaps=batch["target_heatmaps"].float(), heatmap_weight=batch["target_weight"].float())
+
+    def num_images(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["images"].shape[0])
+
+
+def _check_mode(cfg: VoxelPoseParams, dataset: str) -> None:
+    """Panoptic trains from images with 15 joints; Campus/Shelf from drawn heatmaps with 17 (spec §2)."""
+    if dataset == "panoptic":
+        if cfg.backbone == "none":
+            raise ParamsError("voxelpose.backbone: a Panoptic split trains from images; set backbone: pose_resnet50 "
+                              "(see configs/panoptic.yaml)")
+        if cfg.num_joints != 15:
+            raise ParamsError(f"voxelpose.num_joints: {cfg.num_joints}, but Panoptic bodies have 15 joints; set 15")
+    elif cfg.backbone != "none":
+        raise ParamsError(f"voxelpose.backbone: {cfg.backbone!r} needs images, but the {dataset} split trains on "
+                          "heatmaps drawn from 2D poses; set backbone: none")
+
+
 def train_voxelpose(cfg: VoxelPoseParams, common: Common, splits_dir: Path, out_dir: Path,
                     root: Path = Path(".")) -> dict[str, Any]:
-    """Train on the split in ``splits_dir`` and write ``out_dir/model.pt`` + ``model.json``; return the metrics."""
-    split = load_pose_split(splits_dir)
-    task = VoxelPoseTask(cfg, split, common.seed)
-    digest = section_digest(cfg, common, split.meta)  # the split too: new data must not resume old weights
+    """Train on the split in ``splits_dir`` and write ``out_dir/model.pt`` + ``model.json``; return the metrics.
+
+    A Panoptic split (``meta.json`` dataset ``panoptic``) trains from its images (:class:`PanopticTask`);
+    Campus/Shelf/synthetic splits from synthetic heatmaps (:class:`VoxelPoseTask`).
+    """
+    split_meta = read_json(Path(splits_dir) / "meta.json")
+    dataset = split_meta.get("dataset")
+    _check_mode(cfg, dataset)
+    task: VoxelPoseTask
+    if dataset == "panoptic":
+        image_size = tuple(split_meta["image_size"])
+        task = PanopticTask(cfg, load_panoptic_split(splits_dir, "train"), image_size, common.seed)
+        extra = {"mean": list(panoptic.IMAGENET_MEAN), "std": list(panoptic.IMAGENET_STD)}
+    else:
+        split = load_pose_split(splits_dir)
+        split_meta, image_size = split.meta, tuple(split.image_size)
+        task = VoxelPoseTask(cfg, split, common.seed)
+        extra = {}
+    digest = section_digest(cfg, common, split_meta)  # the split too: new data must not resume old weights
     result = fit(task, stage="voxelpose", common=common, loop=cfg.train, digest=digest, root=root)
     if result.is_main:
         meta = {
@@ -159,12 +239,13 @@ def train_voxelpose(cfg: VoxelPoseParams, common: Common, splits_dir: Path, out_
             "input_size": list(cfg.input_size),
             "heatmap_size": list(cfg.heatmap_size),
             "sigma": cfg.sigma,
-            "dataset": split.dataset,
-            "image_size": list(split.image_size),
+            "dataset": dataset,
+            "image_size": list(image_size),
             "params": to_dict(cfg),
             "params_digest": digest,
             "personlab_version": personlab_version,
             "stage": "voxelpose",
+            **extra,
         }
         save_checkpoint(out_dir, result.modules["voxelpose"].state_dict(), meta)
     return result.metrics

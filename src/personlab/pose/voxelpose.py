@@ -34,6 +34,7 @@ __all__ = [
     "PoseResNet",
     "PoseTargets",
     "VoxelPose",
+    "heatmap_loss",
     "match_proposals",
     "nms_topk",
     "pose_l1_loss",
@@ -87,6 +88,16 @@ def match_proposals(centres: torch.Tensor, roots: torch.Tensor, valid: torch.Ten
     return torch.where(best <= max_dist, index, torch.full_like(index, -1))
 
 
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``loss_2d`` (spec §1.9): per view, the MSE of heatmaps × weight against targets × weight, averaged over
+    the views. ``pred``/``target`` (B, V, J, H, W), ``weight`` (B, V, J): 1 where the joint is annotated and
+    inside that view's image for some person (a masked channel contributes zeros, which still count in the mean)."""
+    with _fp32(pred.device):
+        w = weight.float()[..., None, None]
+        per_view = ((pred.float() * w - target.float() * w) ** 2).mean(dim=(0, 2, 3, 4))
+        return per_view.mean()
+
+
 def pose_l1_loss(pred: torch.Tensor, target: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
     """Masked L1 of the original: both sides times visibility, mean over all N·J·3 entries."""
     m = vis[..., None].to(pred.dtype)
@@ -100,6 +111,8 @@ class PoseTargets:
     ``roots`` (B, P, 3) mm, ``valid`` (B, P) bool, ``joints`` (B, P, J, 3) mm, ``joints_vis`` (B, P, J);
     ``gt_roots`` centres the PRN on jittered GT roots (std ``jitter`` mm) instead of CPN proposals;
     ``max_cubes`` caps the PRN's micro-batch (a CPU-budget departure; the original trains on every match).
+    With a 2D backbone, ``heatmaps`` (B, V, J, H, W) Gaussian targets of the GT projections and
+    ``heatmap_weight`` (B, V, J) give ``loss_2d``.
     """
 
     roots: torch.Tensor
@@ -111,12 +124,15 @@ class PoseTargets:
     gt_roots: bool = False
     jitter: float = 0.0
     max_cubes: int = 0  # > 0: at most this many PRN cubes per step, drawn at random (0 = every match)
+    heatmaps: torch.Tensor | None = None
+    heatmap_weight: torch.Tensor | None = None
 
 
 class PoseResNet(nn.Module):
     """The "simple baselines" 2D pose network: ResNet trunk, three 4×4 deconvolutions, 1×1 joint head.
 
-    Output stride 4, no sigmoid (spec §1.2). Used frozen to turn images into heatmaps on Panoptic.
+    Output stride 4, no sigmoid (spec §1.2). Turns images into heatmaps on Panoptic (frozen in the original).
+    ``depth`` picks the ResNet (50 published; a smaller one trains on a CPU).
     """
 
     def __init__(self, num_joints: int, depth: int = 50, deconv_channels: int = 256) -> None:
@@ -133,17 +149,24 @@ class PoseResNet(nn.Module):
             channels = deconv_channels
         self.deconv_layers = nn.Sequential(*layers)
         self.final_layer = nn.Conv2d(channels, num_joints, 1)
+        for module in (*self.deconv_layers, self.final_layer):  # simple-baselines' head initialisation
+            if isinstance(module, (nn.ConvTranspose2d, nn.Conv2d)):
+                nn.init.normal_(module.weight, std=0.001)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.deconv_layers(self.trunk(images)))
 
 
 class VoxelPose(nn.Module):
-    """CPN + PRN (+ optional frozen 2D backbone). All sizes in mm; cube shapes must be divisible by 4.
+    """CPN + PRN (+ optional 2D backbone). All sizes in mm; cube shapes must be divisible by 4.
 
-    ``forward(heatmaps, rig)`` (B, V, J, H, W) → ``pred`` (B, K, J, 5): xyz mm, flag (0 = person, -1 =
-    empty slot) and the CPN root score, like the original's output. Training uses :meth:`root_volume`,
-    :meth:`propose` and :meth:`regress` directly (see :mod:`personlab.pose.train`).
+    ``forward(inputs, rig)`` → ``pred`` (B, K, J, 5): xyz mm, flag (0 = person, -1 = empty slot) and the CPN
+    root score, like the original's output. ``inputs`` are heatmaps (B, V, J, H, W) without a backbone
+    (Campus/Shelf), or normalised letterboxed images (B, V, 3, H_in, W_in) with ``backbone="pose_resnet50"``
+    (Panoptic), which the PoseResNet of ``backbone_depth`` turns into heatmaps. The backbone is frozen (eval
+    mode, no gradient, so out of the optimizer) unless ``train_backbone``.
     """
 
     def __init__(
@@ -161,6 +184,8 @@ class VoxelPose(nn.Module):
         beta: float = 100.0,
         view_aggregation: str = "visible",
         backbone: str = "none",
+        backbone_depth: int = 50,
+        train_backbone: bool = False,
     ) -> None:
         super().__init__()
         for name, shape in (("cpn_shape", cpn_shape), ("prn_shape", prn_shape)):
@@ -176,7 +201,10 @@ class VoxelPose(nn.Module):
         self.threshold = threshold
         self.beta = beta
         self.view_aggregation = view_aggregation
-        self.backbone = PoseResNet(num_joints) if backbone == "pose_resnet50" else None
+        self.backbone = PoseResNet(num_joints, backbone_depth) if backbone == "pose_resnet50" else None
+        self.train_backbone = train_backbone and self.backbone is not None
+        if self.backbone is not None and not self.train_backbone:
+            self.backbone.requires_grad_(False)
         self.cpn = V2VNet(num_joints, 1, cpn_width)
         self.prn = V2VNet(num_joints, num_joints, prn_width)
         # Offsets of the proposal cube's voxels from its centre; the PRN cube is this plus the proposal.
@@ -185,19 +213,18 @@ class VoxelPose(nn.Module):
         self.cache_grids = True
 
     def train(self, mode: bool = True) -> "VoxelPose":
-        """The backbone stays frozen and in eval mode, as in the original's 3D training (spec trap 26)."""
+        """A frozen backbone stays in eval mode, as in the original's 3D training (spec trap 26)."""
         super().train(mode)
-        if self.backbone is not None:
+        if self.backbone is not None and not self.train_backbone:
             self.backbone.eval()
-            self.backbone.requires_grad_(False)
         return self
 
     def heatmaps_from_images(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, V, 3, H, W) normalised images → (B, V, J, H/4, W/4) heatmaps with the frozen backbone."""
+        """(B, V, 3, H, W) normalised images → (B, V, J, H/4, W/4) heatmaps; gradient only when trained."""
         if self.backbone is None:
             raise ValueError("this VoxelPose has no 2D backbone (backbone: none); pass heatmaps instead")
         b, v = images.shape[:2]
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
             maps = self.backbone(images.flatten(0, 1))
         return maps.reshape(b, v, *maps.shape[1:])
 
@@ -260,8 +287,9 @@ class VoxelPose(nn.Module):
             return heatmaps.new_zeros(0, self.num_joints, 3)
         return soft_argmax(self.prn(volume), points, self.beta)
 
-    def forward(self, heatmaps: torch.Tensor, rig: ViewRig, targets: PoseTargets | None = None):
+    def forward(self, inputs: torch.Tensor, rig: ViewRig, targets: PoseTargets | None = None):
         """Predictions (B, K, J, 5); with ``targets``, the training losses instead (see :meth:`losses`)."""
+        heatmaps = inputs if self.backbone is None else self.heatmaps_from_images(inputs)
         if targets is not None:
             return self.losses(heatmaps, rig, targets)
         b = heatmaps.shape[0]
@@ -281,7 +309,14 @@ class VoxelPose(nn.Module):
         ``targets.gt_roots``, on every GT root plus Gaussian jitter (the warm-up departure of spec trap 12).
         Proposals come from the detached root volume, so the CPN never gets gradient from the PRN loss.
         Averaging the L1 over all matched (sample, proposal) pairs equals the original's running mean.
+        With a backbone, ``loss_2d`` (:func:`heatmap_loss`) joins the terms and the sum; it carries gradient
+        only into a trained backbone (frozen, it is logged as the original does). The 3D losses read the
+        heatmaps detached: a trained backbone learns from its 2D targets alone, so the millimetre-scale
+        ``loss_cord`` cannot swamp them through the volume (a departure; frozen, nothing changes).
         """
+        maps_2d = heatmaps
+        if self.backbone is not None:
+            heatmaps = heatmaps.detach()
         roots = self.root_volume(heatmaps, rig)
         target = root_target(targets.roots, targets.valid, self.space, self.space_centre, targets.root_sigma)
         loss_3d = F.mse_loss(roots, target)
@@ -303,9 +338,13 @@ class VoxelPose(nn.Module):
             loss_cord = pose_l1_loss(joints, targets.joints[item, person], targets.joints_vis[item, person])
         else:
             loss_cord = roots.new_zeros(())
-        return {
+        terms = {
             "loss": loss_3d + loss_cord,
             "loss_3d": loss_3d,
             "loss_cord": loss_cord,
             "prn_cubes": chosen.sum().to(roots.dtype),  # logged: how many cubes the PRN trained on
         }
+        if self.backbone is not None and targets.heatmaps is not None:
+            terms["loss_2d"] = heatmap_loss(maps_2d, targets.heatmaps, targets.heatmap_weight)
+            terms["loss"] = terms["loss"] + terms["loss_2d"]
+        return terms
