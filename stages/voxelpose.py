@@ -15,8 +15,14 @@ from personlab.pose.train import train_voxelpose
 
 
 def main() -> int:
-    params = load_params()
-    train_voxelpose(params["voxelpose"], params["common"], Path("data/splits/pose"), Path("models/voxelpose"))
+    """Bad input (params, a missing or malformed split, an unreadable image or checkpoint) ends with one
+    ``error:`` line and exit status 1, as in the re-ID stages."""
+    try:
+        params = load_params()
+        train_voxelpose(params["voxelpose"], params["common"], Path("data/splits/pose"), Path("models/voxelpose"))
+    except (ValueError, FileNotFoundError, FloatingPointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -278,3 +278,22 @@ def test_backbone_settings_are_checked_before_training(tmp_path: Path, split: Pa
     with pytest.raises(ParamsError, match="15 joints"):
         train_voxelpose(_voxelpose_cfg(num_joints=17), Common(device="cpu"), split, tmp_path / "m", root=tmp_path)
     assert not (tmp_path / "m").exists()
+
+
+def test_stage_reports_a_mismatched_backbone_in_one_line(tmp_path: Path, split: Path, monkeypatch, capsys) -> None:
+    import importlib.util
+    import shutil
+
+    import yaml
+
+    shutil.copytree(split, tmp_path / "data" / "splits" / "pose")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"voxelpose": {"backbone": "none", "num_joints": 15}}))
+    monkeypatch.chdir(tmp_path)
+    script = Path(__file__).resolve().parents[1] / "stages" / "voxelpose.py"
+    spec = importlib.util.spec_from_file_location("stage_voxelpose", script)
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    assert stage.main() == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: voxelpose.backbone:") and "pose_resnet50" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "models").exists()
