@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from personlab.pose.cameras import Camera, look_at
-from personlab.models.state import read_state_dict
-from personlab.pose.convert import ImportMismatchError, import_voxelpose, original_v2v_key
+from personlab.models.state import CheckpointMismatch, read_state_dict
+from personlab.pose.convert import import_voxelpose, original_v2v_key
 from personlab.pose.heatmaps import draw_heatmaps, heatmap_affine, transform_points
 from personlab.pose.v2v import V2VNet
 from personlab.pose.volume import Cube, ViewRig, build_volume, voxel_centres
@@ -213,12 +213,12 @@ def test_importer_names_missing_and_wrong_keys() -> None:
     state = _original_state()
     del state["pose_net.v2v_net.encoder_decoder.mid_res.res_branch.3.weight"]
     state["root_net.v2v_net.extra.weight"] = torch.zeros(1)
-    with pytest.raises(ImportMismatchError) as err:
+    with pytest.raises(CheckpointMismatch) as err:
         import_voxelpose(_original_model(), state)
     message = str(err.value)
     assert "pose_net.v2v_net.encoder_decoder.mid_res.res_branch.3.weight" in message
     assert "root_net.v2v_net.extra.weight" in message
-    with pytest.raises(ImportMismatchError, match="wrong shapes"):
+    with pytest.raises(CheckpointMismatch, match=r"shape mismatches \(\d+\)"):
         import_voxelpose(VoxelPose(num_joints=17, cpn_shape=(8, 8, 4), prn_shape=(8, 8, 8)), _original_state())
 
 

@@ -25,9 +25,9 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from personlab.models.state import check_state, read_state_dict
+from personlab.models.state import CheckpointMismatch, check_state, mismatch_message, read_state_dict
 
-__all__ = ["ImportMismatchError", "import_pose_resnet", "import_voxelpose", "map_original_keys", "original_v2v_key"]
+__all__ = ["import_pose_resnet", "import_voxelpose", "map_original_keys", "original_v2v_key"]
 
 # our V2V module -> the original's (spec §1.6 / original-keys/voxelpose.v2v_*.keys.json)
 _V2V_BLOCKS = {
@@ -57,10 +57,6 @@ _V2V_LAYERS = {
     "downsample.1": "skip_con.1",
 }
 _OURS = re.compile(r"^(?P<block>[a-z0-9_]+)\.(?:(?P<layer>conv1|bn1|conv2|bn2|downsample\.[01]|conv|bn|deconv)\.)?(?P<leaf>[a-z_]+)$")
-
-
-class ImportMismatchError(ValueError):
-    """An original checkpoint that does not fit the model; the message lists every offending key."""
 
 
 def original_v2v_key(ours: str) -> str:
@@ -96,18 +92,10 @@ def map_original_keys(source: Mapping[str, torch.Tensor], target: Mapping[str, t
         for ours, orig in wanted.items()
         if orig in source and tuple(source[orig].shape) != tuple(target[ours].shape)
     )
-    if missing or unexpected or wrong:
-        lines = []
-        if missing:
-            lines.append(f"missing keys: {', '.join(missing)}")
-        if unexpected:
-            lines.append(f"unexpected keys: {', '.join(unexpected)}")
-        if wrong:
-            lines.append(f"wrong shapes: {', '.join(wrong)}")
-        raise ImportMismatchError(
-            "original VoxelPose checkpoint does not match the configured model (check num_joints, the V2V "
-            "widths and voxelpose.backbone); " + "; ".join(lines)
-        )
+    if missing or unexpected or wrong:  # named as in the original file, where the user will look them up
+        raise CheckpointMismatch(mismatch_message(
+            "original VoxelPose checkpoint (check num_joints, the V2V widths and voxelpose.backbone)",
+            missing, unexpected, wrong))
     return {ours: source[orig].to(target[ours].dtype) for ours, orig in wanted.items()}
 
 
