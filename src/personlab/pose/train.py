@@ -73,6 +73,14 @@ def build_model(cfg: VoxelPoseParams) -> VoxelPose:
     return model
 
 
+def _per_rank(batch_size: int, world_size: int) -> int:
+    """Samples per process of a global batch; under DDP every process needs at least one."""
+    if batch_size < world_size:
+        raise ValueError(f"voxelpose.optim.batch_size {batch_size} is smaller than the {world_size} processes; "
+                         "raise it to at least one sample per process")
+    return batch_size // world_size
+
+
 class _EpochSamples(Dataset):
     """The synthetic samples of one epoch that this rank trains on; sample (epoch, i) is always the same."""
 
@@ -129,10 +137,7 @@ class VoxelPoseTask(Task):
 
     def batches(self, epoch: int, ctx: Context) -> Iterable[dict[str, torch.Tensor]]:
         optim = self.cfg.optim
-        per_rank = optim.batch_size // ctx.world_size
-        if per_rank < 1:
-            raise ValueError(f"voxelpose.optim.batch_size {optim.batch_size} is smaller than the {ctx.world_size} "
-                             "processes; raise it to at least one sample per process")
+        per_rank = _per_rank(optim.batch_size, ctx.world_size)
         indices = list(range(ctx.rank, optim.samples_per_epoch, ctx.world_size))
         return DataLoader(
             _EpochSamples(self.source, epoch, indices), batch_size=per_rank, shuffle=False,
@@ -178,10 +183,7 @@ class PanopticTask(VoxelPoseTask):
 
     def batches(self, epoch: int, ctx: Context) -> Iterable[dict[str, torch.Tensor]]:
         optim = self.cfg.optim
-        per_rank = optim.batch_size // ctx.world_size
-        if per_rank < 1:
-            raise ValueError(f"voxelpose.optim.batch_size {optim.batch_size} is smaller than the {ctx.world_size} "
-                             "processes; raise it to at least one frame per process")
+        per_rank = _per_rank(optim.batch_size, ctx.world_size)
         order = panoptic.sequence_batches(self.frames, per_rank, seed=derive_seed(self.seed, epoch), rank=ctx.rank,
                                           world_size=ctx.world_size)
         return DataLoader(self.samples, batch_sampler=order, collate_fn=panoptic.collate_frames,
